@@ -1,0 +1,1 @@
+"""The model gateway: one entrance to every served model (keys, limits, routing, log)."""
