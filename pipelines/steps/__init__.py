@@ -1,0 +1,1 @@
+"""Training steps: plain functions on DataFrames and estimators, testable without Prefect."""
