@@ -22,7 +22,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "==> installing into $(VENV) (first time: ~2 min)"
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,scale]'
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev,scale,cloud]'
 	@# PYTHONDONTWRITEBYTECODE is set on these machines: compile our modules once (STACK_NOTES).
 	$(PY) -m compileall -q $(SRC) >/dev/null
 	@touch $(STAMP)
@@ -33,6 +33,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	@mkdir -p $(PREFECT_HOME)
+	@bash scripts/system-deps.sh
 	$(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
@@ -44,7 +45,7 @@ bench: $(STAMP)
 
 lock:
 	rm -rf /tmp/modelyard-lock && $(PYTHON) -m venv /tmp/modelyard-lock
-	/tmp/modelyard-lock/bin/pip install --quiet '.[dev]'
+	/tmp/modelyard-lock/bin/pip install --quiet '.[dev,scale,cloud]'
 	{ echo "# Exact versions for every install (pip install -c constraints.txt ...)."; \
 	  echo "# Regenerate from a fresh venv with: make lock"; \
 	  /tmp/modelyard-lock/bin/pip freeze --exclude modelyard | sort -f; } > constraints.txt

@@ -116,5 +116,56 @@ class StateLocked(StateError):
         )
 
 
+class ImageRequired(DeployError):
+    """A remote target was asked to deploy a version without an OCI image to run."""
+
+    def __init__(self, target: str, model: str, version: int) -> None:
+        self.target = target
+        self.model = model
+        self.version = version
+        super().__init__(
+            f"the {target} target runs images: {model} v{version} has none",
+            hint="pass --image REF, or set MODELYARD_IMAGES__REGISTRY so one is built and pushed",
+        )
+
+
+class TargetConfigError(DeployError):
+    """A target's configuration is missing or wrong (e.g. no region, no role, no project)."""
+
+    def __init__(self, target: str, problem: str, hint: str) -> None:
+        self.target = target
+        super().__init__(f"{target} target: {problem}", hint=hint)
+
+
+class CredentialsNotFound(DeployError):
+    """The cloud SDK's standard credential chain found nothing usable."""
+
+    def __init__(self, target: str, looked_for: str, cause: str = "") -> None:
+        self.target = target
+        self.looked_for = looked_for
+        detail = f" ({cause})" if cause else ""
+        super().__init__(
+            f"{target} target: no usable credentials{detail}; looked for {looked_for}",
+            hint="set one of those, or run from a machine with a role/identity attached",
+        )
+
+
+class CloudCallFailed(DeployError):
+    """The platform refused or failed a call; the message carries its own error text."""
+
+    def __init__(self, target: str, action: str, detail: str) -> None:
+        self.target = target
+        self.action = action
+        super().__init__(f"{target} target: {action} failed: {detail}")
+
+
+class ImagePushFailed(DeployError):
+    """An image could not be pushed to (or checked in) an OCI registry."""
+
+
+class NoContainerEngine(DeployError):
+    """Building an image needs buildah, podman or a Docker engine, and none is usable here."""
+
+
 def _format_shares(shares: dict[int, int]) -> str:
     return "{" + ", ".join(f"v{v}: {p}%" for v, p in sorted(shares.items())) + "}"

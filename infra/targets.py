@@ -43,6 +43,8 @@ class Deployment:
 
     ``working_dir`` is for local development and tests only: ``bento_tag`` may then be a
     ``module:Service`` import path served from that folder. Remote targets refuse it.
+    ``image`` is the OCI image reference built from the Bento (``registry/repo:tag``): remote
+    targets (Kubernetes, clouds) run it and raise ``ImageRequired`` without one.
     """
 
     model: str
@@ -50,6 +52,7 @@ class Deployment:
     stage: Stage
     bento_tag: str
     working_dir: Path | None = None
+    image: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,8 @@ class DeployTarget(ABC):
     """The port every deploy target implements. Build one with :func:`get_target`."""
 
     name: ClassVar[str] = ""
+    # Remote targets run OCI images: sync builds and pushes one per version before deploying.
+    needs_image: ClassVar[bool] = False
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -246,6 +251,10 @@ T = TypeVar("T", bound=DeployTarget)
 # SDK (kubernetes, boto3, google-cloud, azure) out of processes that never use it.
 BUILTIN_TARGETS: dict[str, str] = {
     "local": "infra.local.target",
+    "kubernetes": "infra.kubernetes.target",
+    "aws": "infra.aws.target",
+    "gcp": "infra.gcp.target",
+    "azure": "infra.azure.target",
 }
 _registered: dict[str, type[DeployTarget]] = {}
 

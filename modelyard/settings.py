@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from modelyard.errors import ConfigurationError
@@ -21,11 +21,76 @@ from modelyard.errors import ConfigurationError
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
+# --- deploy targets: one section each, set as MODELYARD_<SECTION>__<FIELD> (e.g. MODELYARD_AWS__REGION)
+
+
+class ImageSettings(BaseModel):
+    """Where model images are pushed: any OCI registry (ECR, Artifact Registry, ACR, your own).
+
+    ``registry`` is the host (and optional path), e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``,
+    ``europe-docker.pkg.dev/my-project/models``, ``myregistry.azurecr.io`` or ``127.0.0.1:5000``.
+    """
+
+    registry: str | None = None
+    repository_prefix: str = "modelyard"
+    insecure: bool = False  # plain HTTP, for a registry on loopback
+    username: str | None = None
+    password: str | None = None
+
+
+class KubernetesSettings(BaseModel):
+    namespace: str = "modelyard"
+    context: str | None = None  # kubeconfig context; in a pod the service account is used
+    gateway_image: str | None = None  # defaults to the images registry's ``<prefix>-gateway:latest``
+    port: int = 3000
+    cpu_request: str = "250m"
+    memory_request: str = "512Mi"
+    cpu_limit: str = "1"
+    memory_limit: str = "1Gi"
+    min_replicas: int = 1
+    max_replicas: int = 4
+    target_cpu_percent: int = 70
+
+
+class AwsSettings(BaseModel):
+    region: str | None = None  # else boto3's chain: AWS_REGION, AWS_DEFAULT_REGION, ~/.aws/config
+    role_arn: str | None = None  # SageMaker execution role
+    instance_type: str = "ml.m5.large"
+    initial_instance_count: int = 1
+    max_instance_count: int = 4
+    target_invocations_per_instance: int = 1000
+    alarm_error_rate: float = 0.05  # 5XX share that trips a variant's rollback alarm
+    endpoint_prefix: str = ""
+
+
+class GcpSettings(BaseModel):
+    project: str | None = None  # else google-auth's default project
+    region: str = "europe-west1"
+    service_account: str | None = None
+    cpu: str = "1"
+    memory: str = "1Gi"
+    min_instances: int = 0
+    max_instances: int = 4
+
+
+class AzureSettings(BaseModel):
+    subscription_id: str | None = None
+    resource_group: str | None = None
+    workspace: str | None = None
+    instance_type: str = "Standard_DS3_v2"
+    instance_count: int = 1
+    shadow_mirror_percent: int = 10  # Azure ML mirrors at most 50% of traffic to a shadow
+
+
 class Settings(BaseSettings):
     """Modelyard settings. Build with :func:`get_settings`; pass the object down, never a global."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MODELYARD_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+        env_prefix="MODELYARD_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
     )
 
     environment: Literal["local", "staging", "production"] = "local"
@@ -39,6 +104,12 @@ class Settings(BaseSettings):
     report_dir: Path | None = None
     alert_webhook_url: str | None = None
     log_level: str = "INFO"
+    deploy_target: str = "local"  # where promotions are carried out: local, kubernetes, aws, gcp, azure
+    images: ImageSettings = Field(default_factory=ImageSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
+    aws: AwsSettings = Field(default_factory=AwsSettings)
+    gcp: GcpSettings = Field(default_factory=GcpSettings)
+    azure: AzureSettings = Field(default_factory=AzureSettings)
 
     @field_validator("home")
     @classmethod

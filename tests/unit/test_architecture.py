@@ -25,6 +25,12 @@ LIBRARY_HOMES = {
     "bentoml": ("serving/bento/",),
     "prefect": ("pipelines/", "cli/", "infra/prefect/"),
     "mlflow": ("registry/mlflow_registry.py", "pipelines/steps/tracking.py", "serving/bento/"),
+    # Cloud SDKs: each only in its own deploy target's package.
+    "kubernetes": ("infra/kubernetes/",),
+    "boto3": ("infra/aws/",),
+    "botocore": ("infra/aws/",),
+    "google": ("infra/gcp/",),
+    "azure": ("infra/azure/",),
 }
 
 

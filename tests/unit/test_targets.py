@@ -50,7 +50,10 @@ def test_unknown_target_lists_the_known_names(settings: Settings) -> None:
     with pytest.raises(UnknownTarget) as caught:
         get_target("kubernetez", settings)
 
-    assert "unknown deploy target 'kubernetez'; known targets: local" in str(caught.value)
+    assert (
+        "unknown deploy target 'kubernetez'; known targets: aws, azure, gcp, kubernetes, local"
+        in str(caught.value)
+    )
     assert "--target" in str(caught.value)
 
 
