@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from cli import build, demo, gateway, keys, models, monitor, promote, serve, train
+from cli import build, demo, deploy, gateway, keys, models, monitor, promote, serve, train
 
 app = typer.Typer(
     name="modelyard",
@@ -26,6 +26,7 @@ app.add_typer(keys.keys_app, name="keys")
 app.command("build")(build.build_command)
 app.command("containerize")(build.containerize_command)
 app.add_typer(serve.serve_app, name="serve")
+app.add_typer(deploy.deploy_app, name="deploy")
 app.command("gateway")(gateway.gateway_command)
 app.add_typer(train.data_app, name="data")
 

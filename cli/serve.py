@@ -45,7 +45,7 @@ serve_app = typer.Typer(
     no_args_is_help=True,
 )
 
-TARGET_HELP = "Deploy target by name (local; kubernetes, aws, gcp, azure to come)."
+TARGET_HELP = "Deploy target by name: local (default), kubernetes, aws, gcp, azure."
 DEFAULT_CANARY_PERCENT = 10
 
 

@@ -191,7 +191,7 @@ class Scene:
         self.advance_until_settled(first_seed=50)
 
     def advance_until_settled(
-        self, *, first_seed: int, verdict_at: float | None = None, max_steps: int = 8
+        self, *, first_seed: int, verdict_at: float | None = None, max_steps: int = 12
     ) -> None:
         """Advance, send a batch of changed-world traffic, advance again, until it settles."""
         for seed in range(first_seed, first_seed + max_steps):

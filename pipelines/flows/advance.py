@@ -14,15 +14,17 @@ from typing import Any
 from prefect import flow
 
 from modelyard.settings import get_settings
-from pipelines.steps.rollout import advance_model
+from pipelines.steps.rollout import advance_model, follow_registry
 from registry.promotion import open_promoter
 
 logger = logging.getLogger(__name__)
 
 
 @flow(name="advance")
-async def advance(models: list[str] | None = None) -> list[dict[str, Any]]:
-    """Advance each of ``models`` (default: every registered model) by one rollout step.
+async def advance(models: list[str] | None = None, sync: bool = True) -> list[dict[str, Any]]:
+    """Advance each of ``models`` (default: every registered model) by one rollout step; with
+    ``sync``, the deploy target (``MODELYARD_DEPLOY_TARGET``) then follows each applied change
+    through its own traffic split, for the models it serves.
 
     Returns one ``RolloutStep`` per model as a plain dict (what changed, whether it was applied,
     the reasons and the evidence). Raises ``ModelNotFound`` for a named model that does not exist.
@@ -34,5 +36,8 @@ async def advance(models: list[str] | None = None) -> list[dict[str, Any]]:
     for name in names:
         step = advance_model(settings, promoter, name)
         logger.info("%s: %s (%s)", name, step.change, "; ".join(step.reasons))
+        if sync and step.applied:
+            deployed = follow_registry(settings, name)
+            logger.info("%s on %s: %s", name, settings.deploy_target, deployed)
         steps.append(asdict(step))
     return steps

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from infra.deploy import deploy_serving
+from infra.targets import DeployedVersion, get_target
 from modelyard.settings import Settings
 from monitoring.inference_log import read_requests
 from monitoring.observations import VersionStats, version_stats
@@ -100,6 +102,16 @@ def advance_model(
         return RolloutStep(name, trial, "rolled back", True, tuple(verdict.reasons), evidence)
     target, traffic = _next_stage(state.canary == trial, state.canary_share, policy)
     return _try(promoter, name, trial, target, traffic, stats, policy, approve, evidence)
+
+
+def follow_registry(settings: Settings, name: str) -> list[DeployedVersion] | None:
+    """Make the configured deploy target serve what the registry now says for ``name`` (its
+    ``set_traffic`` carries the canary share); None when the target does not serve ``name``,
+    so a rollout step never starts serving a model nobody deployed."""
+    target = get_target(settings.deploy_target, settings)
+    if not target.status(name):
+        return None
+    return deploy_serving(settings, target, name)
 
 
 def _next_stage(is_canary: bool, share: int, policy: PromotionPolicy) -> tuple[Stage, int | None]:

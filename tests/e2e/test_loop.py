@@ -15,14 +15,18 @@ pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("prefect_server")]
 
 
 class Recorder:
+    """Keeps the story's lines, and prints them so a failure shows what the loop did."""
+
     def __init__(self) -> None:
         self.lines: list[str] = []
 
     def chapter(self, title: str) -> None:
         self.lines.append(title)
+        print(title)
 
     def say(self, text: str) -> None:
         self.lines.append(text)
+        print("  " + text)
 
 
 def bento_servers(home: Path) -> list[psutil.Process]:
