@@ -79,13 +79,13 @@ def up_command(
     as_json: bool = typer.Option(False, "--json", help="Print what runs as JSON."),
 ) -> None:
     """Deploy NAME's serving versions (or one version) on a target and report what runs."""
+    if version is None and (stage or image):
+        raise fail("--stage and --image need --version (they describe one version)")
     settings = get_settings()
     quiet_libraries()
     deploy_target = _target(settings, target, output, apply)
     build = referenced_images() if output is not None else None
     if version is None:
-        if stage or image:
-            raise fail("--stage and --image need --version (they describe one version)")
         deployed = deploy_serving(
             settings, deploy_target, name, canary_percent=canary_percent, build=build
         )

@@ -19,7 +19,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
-from infra.errors import InvalidTraffic, NothingToServe, UnknownTarget, VersionNotDeployed
+from infra.errors import (
+    InvalidTraffic,
+    NothingToServe,
+    TargetConfigError,
+    UnknownTarget,
+    VersionNotDeployed,
+)
 from registry.types import SERVING_STAGES, Stage
 
 if TYPE_CHECKING:
@@ -257,6 +263,8 @@ BUILTIN_TARGETS: dict[str, str] = {
     "azure": "infra.azure.target",
 }
 _registered: dict[str, type[DeployTarget]] = {}
+# The top-level modules of the targets' SDKs (the ``cloud`` extra), for a clear error without it.
+SDK_PACKAGES = frozenset({"kubernetes", "boto3", "botocore", "google", "azure"})
 
 
 def register_target(name: str) -> Callable[[type[T]], type[T]]:
@@ -283,9 +291,18 @@ def get_target(name: str, settings: Settings) -> DeployTarget:
 
     Raises ``UnknownTarget`` (listing the known names) when no target has that name.
     """
-    if name not in _registered and name in BUILTIN_TARGETS:
-        importlib.import_module(BUILTIN_TARGETS[name])
-    cls = _registered.get(name)
-    if cls is None:
-        raise UnknownTarget(name, known_targets())
-    return cls(settings)
+    try:
+        if name not in _registered and name in BUILTIN_TARGETS:
+            importlib.import_module(BUILTIN_TARGETS[name])
+        cls = _registered.get(name)
+        if cls is None:
+            raise UnknownTarget(name, known_targets())
+        return cls(settings)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in SDK_PACKAGES:
+            raise
+        raise TargetConfigError(
+            name,
+            f"its SDK is not installed (no module {exc.name!r})",
+            hint="pip install 'modelyard[cloud]'",
+        ) from exc

@@ -101,3 +101,20 @@ def test_local_serves_from_the_bentoml_home_the_builder_uses(
     assert LocalTarget(settings).bentoml_home == builder_home(settings) == tmp_path / "elsewhere"
     monkeypatch.delenv("BENTOML_HOME")
     assert LocalTarget(settings).bentoml_home == builder_home(settings)
+
+
+def test_a_target_without_its_sdk_names_the_extra(
+    settings: Settings, clean_table: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from infra import targets
+    from infra.errors import TargetConfigError
+
+    def missing_sdk(name: str) -> None:
+        raise ModuleNotFoundError("No module named 'boto3'", name="boto3")
+
+    monkeypatch.setattr(importlib, "import_module", missing_sdk)
+    monkeypatch.setitem(targets.BUILTIN_TARGETS, "sdkless", "infra.sdkless")
+    with pytest.raises(TargetConfigError, match=r"sdkless target: its SDK is not installed"):
+        get_target("sdkless", settings)
