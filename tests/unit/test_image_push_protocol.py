@@ -1,0 +1,200 @@
+"""The distribution API client on the edges a local registry never shows: relative and foreign
+upload locations, a registry that stores another digest, a token expiring mid-upload, an
+unreachable host. The ordinary paths run against a real registry in test_image_push."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from infra.errors import ImagePushFailed
+from infra.images.push import RegistrySession, manifest_digest, push_layout
+from infra.images.reference import parse_reference
+from tests.fakes.oci_registry import SampleImage, write_oci_layout
+
+Handler = Callable[[httpx.Request], httpx.Response]
+
+
+class ScriptedRegistry:
+    """Just enough of a registry: no blob is present, uploads land where Location says, and
+    ``tweak`` may answer a request differently."""
+
+    def __init__(self, upload_location: str = "/v2/p/blobs/uploads/u1?_state=abc") -> None:
+        self.upload_location = upload_location
+        self.calls: list[tuple[str, str, bytes]] = []
+        self.authorization: list[tuple[str, str | None]] = []  # (host, Authorization)
+        self.stored: dict[str, bytes] = {}
+        self.tweak: Callable[[httpx.Request], httpx.Response | None] = lambda request: None
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        body = request.read()
+        self.calls.append((request.method, str(request.url), body))
+        self.authorization.append((request.url.host, request.headers.get("Authorization")))
+        if (tweaked := self.tweak(request)) is not None:
+            return tweaked
+        path = request.url.path
+        if request.method == "GET" and path == "/v2/":
+            return httpx.Response(200)
+        if request.method == "HEAD":
+            return httpx.Response(404)
+        if request.method == "POST":
+            return httpx.Response(202, headers={"Location": self.upload_location})
+        if request.method == "PUT" and "digest" in request.url.params:
+            digest = request.url.params["digest"]
+            self.stored[digest] = body
+            return httpx.Response(201, headers={"Docker-Content-Digest": digest})
+        if request.method == "PUT" and "/manifests/" in path:
+            digest = "sha256:" + hashlib.sha256(body).hexdigest()
+            return httpx.Response(201, headers={"Docker-Content-Digest": digest})
+        return httpx.Response(500)
+
+
+def push(
+    tmp_path: Path,
+    registry: Handler,
+    reference: str = "reg.io/p:v1",
+    auth: tuple[str, str] | None = None,
+) -> SampleImage:
+    image = write_oci_layout(tmp_path / "layout")
+    with httpx.Client(transport=httpx.MockTransport(registry)) as http:
+        push_layout(tmp_path / "layout", reference, client=http, auth=auth)
+    return image
+
+
+def test_https_unless_loopback_or_insecure() -> None:
+    def base(text: str, insecure: bool = False) -> str:
+        return RegistrySession(parse_reference(text), insecure=insecure).base
+
+    assert base("reg.io/p:v1") == "https://reg.io"
+    assert base("reg.io/p:v1", insecure=True) == "http://reg.io"
+    assert base("127.0.0.1:5000/p:v1") == "http://127.0.0.1:5000"
+    assert base("localhost:5000/p:v1") == "http://localhost:5000"
+    assert base("docker.io/me/p:v1") == "https://registry-1.docker.io"
+
+
+def test_relative_location_keeps_its_state_and_gets_the_digest(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    image = push(tmp_path, registry)
+    puts = [url for method, url, _ in registry.calls if method == "PUT" and "uploads" in url]
+    assert len(puts) == len(image.blobs)
+    for url in puts:
+        request_url = httpx.URL(url)
+        assert request_url.host == "reg.io" and request_url.scheme == "https"
+        assert request_url.params["_state"] == "abc"
+        assert request_url.params["digest"] in image.blobs
+    assert registry.stored == image.blobs
+
+
+def test_an_absolute_upload_location_on_another_host_is_followed(tmp_path: Path) -> None:
+    registry = ScriptedRegistry(upload_location="https://uploads.example/session/9?sig=s")
+    registry.tweak = lambda request: (
+        httpx.Response(401, headers={"WWW-Authenticate": 'Basic realm="reg"'})
+        if request.url.host == "reg.io" and "Authorization" not in request.headers
+        else None
+    )
+    image = push(tmp_path, registry, auth=("u", "p"))
+    puts = [httpx.URL(url) for method, url, _ in registry.calls if method == "PUT"][:-1]
+    assert {u.host for u in puts} == {"uploads.example"}
+    assert all(u.params["sig"] == "s" for u in puts)
+    assert registry.stored == image.blobs
+    # The credentials go to the registry only, never to the storage host.
+    sent = {(host, authorization is not None) for host, authorization in registry.authorization}
+    assert sent == {("reg.io", False), ("reg.io", True), ("uploads.example", False)}
+
+
+def test_a_registry_that_stores_another_manifest_digest_is_an_error(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    wrong = "sha256:" + "0" * 64
+
+    def other_digest(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PUT" and "/manifests/" in request.url.path:
+            return httpx.Response(201, headers={"Docker-Content-Digest": wrong})
+        return None
+
+    registry.tweak = other_digest
+    with pytest.raises(ImagePushFailed, match=f"stored manifest 'v1' as {wrong}"):
+        push(tmp_path, registry)
+
+
+def test_an_expired_token_mid_upload_logs_in_again_and_resends_the_whole_body(
+    tmp_path: Path,
+) -> None:
+    registry = ScriptedRegistry()
+    state = {"refused": False, "tokens": 0}
+
+    def expire_once(request: httpx.Request) -> httpx.Response | None:
+        if request.url.host == "auth.reg.io":
+            state["tokens"] += 1
+            return httpx.Response(200, json={"token": f"t{state['tokens']}"})
+        if request.method == "PUT" and "uploads" in request.url.path and not state["refused"]:
+            state["refused"] = True
+            challenge = 'Bearer realm="https://auth.reg.io/token",service="reg.io"'
+            return httpx.Response(401, headers={"WWW-Authenticate": challenge})
+        return None
+
+    registry.tweak = expire_once
+    image = push(tmp_path, registry)
+    assert registry.stored == image.blobs  # every blob whole, the refused one re-sent
+    refused_then_sent = [
+        (url, body) for method, url, body in registry.calls if method == "PUT" and "uploads" in url
+    ]
+    assert refused_then_sent[0] == refused_then_sent[1]
+    assert state["tokens"] == 1
+
+
+def test_registry_errors_carry_code_url_and_a_hint(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    registry.tweak = lambda request: (
+        httpx.Response(
+            404,
+            json={"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"}]},
+        )
+        if request.method == "POST"
+        else None
+    )
+    with pytest.raises(ImagePushFailed) as caught:
+        push(tmp_path, registry)
+    message = str(caught.value)
+    assert "registry reg.io" in message
+    assert "POST https://reg.io/v2/p/blobs/uploads/ answered HTTP 404" in message
+    assert "NAME_UNKNOWN: repository name not known" in message
+    assert "create the repository first" in message
+
+
+def test_manifest_digest_falls_back_to_hashing_the_manifest() -> None:
+    body = b'{"schemaVersion": 2}'
+
+    def no_header(request: httpx.Request) -> httpx.Response:
+        if request.method == "HEAD":
+            return httpx.Response(200)
+        return httpx.Response(200, content=body)
+
+    with httpx.Client(transport=httpx.MockTransport(no_header)) as http:
+        found = manifest_digest("reg.io/p:v1", client=http)
+    assert found == "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def test_an_unreachable_registry_says_where_and_how(tmp_path: Path) -> None:
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    with pytest.raises(ImagePushFailed) as caught:
+        push(tmp_path, refuse)
+    assert "GET https://reg.io/v2/" in str(caught.value)
+    assert "MODELYARD_IMAGES__INSECURE" in str(caught.value)
+
+
+def test_a_reference_without_tag_cannot_be_pushed(tmp_path: Path) -> None:
+    write_oci_layout(tmp_path)
+    with pytest.raises(ValueError, match="no tag"):
+        push_layout(tmp_path, "reg.io/p")
+
+
+def test_a_pinned_reference_must_match_the_layout(tmp_path: Path) -> None:
+    write_oci_layout(tmp_path)
+    with pytest.raises(ImagePushFailed, match="pins sha256:0000"):
+        push_layout(tmp_path, "reg.io/p@sha256:" + "0" * 64)
