@@ -85,6 +85,8 @@ def up_command(
     quiet_libraries()
     deploy_target = _target(settings, target, output, apply)
     build = referenced_images() if output is not None else None
+    if target_is_kubernetes(deploy_target):
+        deploy_target.apply_gateway()  # type: ignore[attr-defined]  # namespace, RBAC, gateway
     if version is None:
         deployed = deploy_serving(
             settings, deploy_target, name, canary_percent=canary_percent, build=build
@@ -167,6 +169,10 @@ def _target(settings: Settings, name: str | None, output: Path | None, apply: bo
     from infra.kubernetes.target import KubernetesTarget
 
     return KubernetesTarget(settings, output_dir=output) if output else KubernetesTarget(settings)
+
+
+def target_is_kubernetes(target: DeployTarget) -> bool:
+    return target.name == "kubernetes"
 
 
 def _stage(value: str | None) -> Stage | None:
