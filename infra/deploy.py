@@ -37,6 +37,7 @@ def with_images(target: DeployTarget, build: BuildDeployment = build_deployment)
         from infra.images.build import ensure_image
 
         spec = build(registry, settings, name, version, stage)
+        prepare_repository(settings, target.name, name, version)
         image = ensure_image(
             settings, name, version, spec.bento_tag, auth=registry_auth(settings, target.name)
         )
@@ -58,6 +59,18 @@ def referenced_images(build: BuildDeployment = build_deployment) -> BuildDeploym
         return replace(spec, image=image_reference(settings, name, version))
 
     return build_with_reference
+
+
+def prepare_repository(settings: Settings, target_name: str, model: str, version: int) -> None:
+    """ECR does not create repositories on push: create the version's one first (AWS only)."""
+    if target_name != "aws":
+        return
+    from infra.aws.ecr import ensure_repository
+    from infra.images.reference import image_reference, parse_reference
+
+    ensure_repository(
+        settings, parse_reference(image_reference(settings, model, version)).repository
+    )
 
 
 def registry_auth(settings: Settings, target_name: str) -> tuple[str, str] | None:

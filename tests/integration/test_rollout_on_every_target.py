@@ -71,7 +71,7 @@ def platform_view(target: DeployTarget, model: str) -> dict[int, tuple[str, int]
     "target_name", ["kubernetes-manifests", "kubernetes", "aws", "gcp", "azure"]
 )
 def test_the_registry_rollout_drives_the_platform_traffic(
-    target_name: str, modelyard_env: Path, tmp_path: Path, unique_name: str
+    target_name: str, isolated_home: Path, tmp_path: Path, unique_name: str
 ) -> None:
     from modelyard.settings import get_settings
 
