@@ -21,14 +21,15 @@ from modelyard.errors import ConfigurationError
 SQL_SCHEMES = ("sqlite", "postgresql", "mysql", "mssql")
 
 
-# --- deploy targets: one section each, set as MODELYARD_<SECTION>__<FIELD> (e.g. MODELYARD_AWS__REGION)
+# --- deploy targets: a section each, set as MODELYARD_<SECTION>__<FIELD> (MODELYARD_AWS__REGION)
 
 
 class ImageSettings(BaseModel):
     """Where model images are pushed: any OCI registry (ECR, Artifact Registry, ACR, your own).
 
-    ``registry`` is the host (and optional path), e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``,
-    ``europe-docker.pkg.dev/my-project/models``, ``myregistry.azurecr.io`` or ``127.0.0.1:5000``.
+    ``registry`` is the host (and optional path), e.g.
+    ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``, ``europe-docker.pkg.dev/my-project/models``,
+    ``myregistry.azurecr.io`` or ``127.0.0.1:5000``.
     """
 
     registry: str | None = None
@@ -41,7 +42,7 @@ class ImageSettings(BaseModel):
 class KubernetesSettings(BaseModel):
     namespace: str = "modelyard"
     context: str | None = None  # kubeconfig context; in a pod the service account is used
-    gateway_image: str | None = None  # defaults to the images registry's ``<prefix>-gateway:latest``
+    gateway_image: str | None = None  # default: the images registry's ``<prefix>-gateway:latest``
     port: int = 3000
     cpu_request: str = "250m"
     memory_request: str = "512Mi"
@@ -104,7 +105,8 @@ class Settings(BaseSettings):
     report_dir: Path | None = None
     alert_webhook_url: str | None = None
     log_level: str = "INFO"
-    deploy_target: str = "local"  # where promotions are carried out: local, kubernetes, aws, gcp, azure
+    # Where promotions are carried out: local, kubernetes, aws, gcp or azure.
+    deploy_target: str = "local"
     images: ImageSettings = Field(default_factory=ImageSettings)
     kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
