@@ -19,6 +19,7 @@ BENCHMARKS: dict[str, list[str]] = {
     "drift": ["--sizes", "10000,100000,1000000", "--repeats", "1"],
     "serving": [],
     "gateway": [],
+    "images": [],
 }
 
 

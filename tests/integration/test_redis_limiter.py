@@ -26,6 +26,7 @@ pytestmark = [pytest.mark.redis, pytest.mark.anyio]
 PROCESSES = 3
 TASKS_PER_LIMITER = 4
 RATE, BURST, WINDOW_S = 100.0, 10.0, 2.0
+SLACK_S = 0.05
 WAIT_S = 120.0  # spawned children import from source: allow slow starts
 
 
@@ -108,11 +109,16 @@ def assert_exact(outcomes: list[dict[str, int]]) -> None:
     The window by the server clock runs from the earliest replica's TIME before its first
     request to the latest one's after its last; requests are back to back, so every token made
     in the window is taken and the bucket ends with less than one.
+
+    Never more than the limit, exactly. The lower bound allows ``SLACK_S`` of tokens: the window
+    closes with a TIME call made after the last request, and on a loaded machine the event loop
+    can take tens of milliseconds to get there, while tokens keep accruing unrequested.
     """
     elapsed_s = (max(o["end_us"] for o in outcomes) - min(o["start_us"] for o in outcomes)) / 1e6
     allowed = sum(o["allowed"] for o in outcomes)
     expected = math.floor(BURST + RATE * elapsed_s)
-    assert expected - 1 <= allowed <= expected, (allowed, expected, elapsed_s, outcomes)
+    slack = 1 + math.ceil(RATE * SLACK_S)
+    assert expected - slack <= allowed <= expected, (allowed, expected, elapsed_s, outcomes)
     requests = sum(o["requests"] for o in outcomes)
     assert requests > 5 * allowed, outcomes  # far over the limit, or the test proves nothing
     assert all(o["requests"] > 0 and o["allowed"] > 0 for o in outcomes), outcomes
