@@ -37,6 +37,8 @@ class ImageSettings(BaseModel):
     insecure: bool = False  # plain HTTP, for a registry on loopback
     username: str | None = None
     password: str | None = None
+    # Tries per registry call when it fails in a way that may pass (dropped connection, 429, 5xx).
+    push_attempts: int = Field(default=4, ge=1, le=20)
 
 
 class KubernetesSettings(BaseModel):

@@ -23,6 +23,7 @@ from infra.images.archive import layout_from_docker_archive
 from infra.images.auth import Auth, settings_credentials
 from infra.images.push import manifest_digest, push_layout
 from infra.images.reference import image_reference, parse_reference
+from infra.images.retry import RetryPolicy
 from serving.bento.containerize import Engine, containerize, detect_engine
 from serving.errors import ContainerEngineNotFound, ContainerizeError
 
@@ -123,12 +124,15 @@ def ensure_image(
     reference = image_reference(settings, model, version)
     auth = auth or settings_credentials(settings)
     insecure = settings.images.insecure
-    pushed = manifest_digest(reference, auth, insecure=insecure, client=client)
+    retry = RetryPolicy(attempts=settings.images.push_attempts)
+    pushed = manifest_digest(reference, auth, insecure=insecure, client=client, retry=retry)
     if pushed is not None:
         logger.info("%s is already in the registry (%s): not rebuilt", reference, pushed)
         return str(parse_reference(reference).pinned(pushed))
     work_root = settings.ensure_home()
     with tempfile.TemporaryDirectory(prefix="image-", dir=work_root) as work:
         layout = build(settings, bento_tag, Path(work) / "layout")
-        digest = push_layout(layout, reference, auth=auth, insecure=insecure, client=client)
+        digest = push_layout(
+            layout, reference, auth=auth, insecure=insecure, client=client, retry=retry
+        )
     return str(parse_reference(reference).pinned(digest))

@@ -33,6 +33,37 @@ class ImageLayoutError(ImagePushFailed):
         )
 
 
+class RegistryUnavailable(ImagePushFailed):
+    """A registry call failed in a way that may pass: a dropped connection, a timeout, or an
+    HTTP status registries answer under load (``infra.images.retry.TRANSIENT_STATUSES``).
+
+    ``retry_after_s`` is what the registry's ``Retry-After`` asked for, when it said.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after_s: float | None = None, hint: str | None = None
+    ) -> None:
+        self.retry_after_s = retry_after_s
+        super().__init__(message, hint=hint or UNAVAILABLE_HINT)
+
+    def gave_up(self, attempts: int) -> RegistryUnavailable:
+        """The same failure, saying how many tries were made before giving up."""
+        if attempts <= 1:
+            return self
+        return RegistryUnavailable(
+            f"{self.message} (gave up after {attempts} attempts)",
+            retry_after_s=self.retry_after_s,
+            hint=self.hint,
+        )
+
+
+UNAVAILABLE_HINT = (
+    "the registry or the network to it is failing; nothing pushed so far is lost, so run the "
+    "same command again later (blobs already uploaded are skipped), or allow more tries with "
+    "MODELYARD_IMAGES__PUSH_ATTEMPTS"
+)
+
+
 def describe_error_body(body: bytes, *, limit: int = 500) -> str:
     """The registry's own words: ``CODE: message (detail)`` for each of the distribution API's
     ``errors`` (or a token server's ``details``/``error``), else the body's start, else ''."""

@@ -6,16 +6,22 @@ streamed from disk then an empty ``PUT`` for bigger blobs. Then the manifest's e
 ``PUT`` under the tag with their media type, and the ``Docker-Content-Digest`` the registry answers
 must be the digest of those bytes. Logging in is challenge-driven (see ``infra.images.auth``).
 
+Transient failures (dropped connections, timeouts, 429/5xx: ``infra.images.retry``) are tried
+again with a growing wait: a lookup or a manifest PUT as it was, a blob upload from a fresh upload
+session (after a HEAD, since a PUT whose answer was lost may have landed).
+
 Plain HTTP is used only for a loopback host or when asked (``MODELYARD_IMAGES__INSECURE``).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
 from pathlib import Path
 from types import TracebackType
+from typing import TypeVar
 
 import httpx
 
@@ -28,7 +34,7 @@ from infra.images.auth import (
     repository_scope,
     request_token,
 )
-from infra.images.errors import InvalidImageReference, describe_error_body
+from infra.images.errors import InvalidImageReference, RegistryUnavailable, describe_error_body
 from infra.images.layout import (
     MANIFEST_TYPES,
     Descriptor,
@@ -39,6 +45,7 @@ from infra.images.layout import (
     read_layout,
 )
 from infra.images.reference import DIGEST, ImageReference, is_loopback, parse_reference
+from infra.images.retry import DEFAULT_RETRY, TRANSIENT_STATUSES, RetryPolicy, parse_retry_after
 
 logger = logging.getLogger(__name__)
 
@@ -48,13 +55,22 @@ OCTET_STREAM = "application/octet-stream"
 PUSH = ("pull", "push")
 PULL = ("pull",)
 Body = Callable[[], bytes | Iterable[bytes]]
+T = TypeVar("T")
+CONNECT_HINT = (
+    "check MODELYARD_IMAGES__REGISTRY; a plain-HTTP registry that is not on loopback needs "
+    "MODELYARD_IMAGES__INSECURE=true"
+)
+# Failures of the network that may pass; the rest of httpx's errors (a bad URL, an unsupported
+# scheme, a proxy refusing us) would fail the same way again.
+TRANSIENT_ERRORS = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 
 
 class RegistrySession:
     """One repository on one registry: HTTP calls that log in when challenged.
 
     ``client`` is injectable (tests count requests with its event hooks); one made here is closed
-    with the session.
+    with the session. ``retry`` says how often a transient failure is tried again, ``sleep``
+    waits between tries (injectable so tests need not wait).
     """
 
     def __init__(
@@ -65,6 +81,8 @@ class RegistrySession:
         insecure: bool = False,
         actions: Sequence[str] = PUSH,
         client: httpx.Client | None = None,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         scheme = "http" if insecure or is_loopback(reference.hostname) else "https"
         self.base = f"{scheme}://{reference.api_host}"
@@ -76,6 +94,8 @@ class RegistrySession:
         self.http = client or httpx.Client(timeout=TIMEOUT)
         self._owns_client = client is None
         self._authorization: str | None = None
+        self.retry = retry
+        self._sleep = sleep
 
     def __enter__(self) -> RegistrySession:
         return self
@@ -99,9 +119,13 @@ class RegistrySession:
 
     def check_api(self) -> None:
         """``GET /v2/``: the registry speaks the API and accepts us (logs in when challenged)."""
-        self.send("GET", f"{self.base}/v2/", action="checking the registry API")
+        url = f"{self.base}/v2/"
+        self.retrying(lambda: self.send("GET", url, action="checking the registry API"))
 
     def blob_exists(self, digest: str) -> bool:
+        return self.retrying(lambda: self._blob_exists(digest))
+
+    def _blob_exists(self, digest: str) -> bool:
         response = self.send(
             "HEAD", self.url(f"blobs/{digest}"), ok=(200, 404), action=f"checking blob {digest}"
         )
@@ -109,7 +133,24 @@ class RegistrySession:
 
     def upload_blob(self, path: Path, blob: Descriptor, *, chunk_size: int = CHUNK_SIZE) -> None:
         """Upload the file at ``path`` as ``blob``: one PUT, or PATCH chunks when it is bigger
-        than ``chunk_size``; the registry checks the digest we name."""
+        than ``chunk_size``; the registry checks the digest we name.
+
+        A transient failure starts the upload over in a fresh upload session (a half-sent session
+        cannot be trusted), unless a HEAD shows the blob landed anyway.
+        """
+        tries = 0
+
+        def attempt() -> None:
+            nonlocal tries
+            tries += 1
+            if tries > 1 and self._blob_exists(blob.digest):
+                logger.info("blob %s landed although its answer was lost", blob.digest)
+                return
+            self._upload_blob(path, blob, chunk_size)
+
+        self.retrying(attempt)
+
+    def _upload_blob(self, path: Path, blob: Descriptor, chunk_size: int) -> None:
         action = f"uploading blob {blob.digest} ({blob.size} bytes)"
         started = self.send(
             "POST",
@@ -162,6 +203,9 @@ class RegistrySession:
     def put_manifest(self, manifest: Manifest, ref: str) -> str:
         """PUT the manifest's exact bytes under ``ref`` (a tag or its digest); returns its
         digest, checked against the registry's ``Docker-Content-Digest``."""
+        return self.retrying(lambda: self._put_manifest(manifest, ref))
+
+    def _put_manifest(self, manifest: Manifest, ref: str) -> str:
         response = self.send(
             "PUT",
             self.url(f"manifests/{ref}"),
@@ -175,6 +219,9 @@ class RegistrySession:
 
     def manifest_digest(self, ref: str) -> str | None:
         """The digest of the manifest under ``ref``, or None when the registry has none."""
+        return self.retrying(lambda: self._manifest_digest(ref))
+
+    def _manifest_digest(self, ref: str) -> str | None:
         url = self.url(f"manifests/{ref}")
         headers = {"Accept": ", ".join(MANIFEST_TYPES)}
         action = f"looking up manifest {ref!r}"
@@ -187,7 +234,27 @@ class RegistrySession:
         # The header is optional on HEAD for some registries: the digest of the bytes is the truth.
         return bytes_digest(self.send("GET", url, headers=headers, action=action).content)
 
-    # --- HTTP with challenge-driven login
+    # --- HTTP with retries and challenge-driven login
+
+    def retrying(self, call: Callable[[], T]) -> T:
+        """``call()``, tried again after a ``RegistryUnavailable`` as ``self.retry`` allows."""
+        attempts = self.retry.attempts
+        for attempt in range(1, attempts + 1):
+            try:
+                return call()
+            except RegistryUnavailable as exc:
+                if attempt == attempts:
+                    raise exc.gave_up(attempts) from exc
+                wait = self.retry.delay(attempt, exc.retry_after_s)
+                logger.warning(
+                    "%s; trying again in %.1f s (attempt %d of %d)",
+                    exc.message,
+                    wait,
+                    attempt + 1,
+                    attempts,
+                )
+                self._sleep(wait)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def send(
         self,
@@ -201,7 +268,9 @@ class RegistrySession:
     ) -> httpx.Response:
         """One call; on a 401 log in as challenged and try once more (with a fresh body).
 
-        Raises ``ImagePushFailed`` with the registry's error words, the method and the URL.
+        Raises ``RegistryUnavailable`` for a failure that may pass (the caller decides whether to
+        try again), else ``ImagePushFailed``, with the registry's error words, the method and
+        the URL.
         """
         for attempt in (1, 2):
             sent = dict(headers or {})
@@ -216,11 +285,16 @@ class RegistrySession:
                     content=body() if body is not None else None,
                     follow_redirects=method in ("GET", "HEAD"),
                 )
+            except TRANSIENT_ERRORS as exc:
+                raise RegistryUnavailable(
+                    f"registry {self.registry}: {action} failed: {method} {url}: "
+                    f"{type(exc).__name__}: {exc}",
+                    hint=CONNECT_HINT if isinstance(exc, httpx.ConnectError) else None,
+                ) from exc
             except httpx.HTTPError as exc:
                 raise ImagePushFailed(
                     f"registry {self.registry}: {action} failed: {method} {url}: {exc}",
-                    hint="check MODELYARD_IMAGES__REGISTRY; a plain-HTTP registry that is not "
-                    "on loopback needs MODELYARD_IMAGES__INSECURE=true",
+                    hint=CONNECT_HINT,
                 ) from exc
             if response.status_code == 401 and attempt == 1 and self._log_in(response):
                 continue
@@ -255,6 +329,9 @@ class RegistrySession:
         message = (
             f"registry {self.registry}: {action} failed: {method} {url} answered HTTP {status}"
         )
+        if status in TRANSIENT_STATUSES:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return RegistryUnavailable(f"{message}: {words}", retry_after_s=retry_after)
         hint = None
         if status == 401:
             who = f"user {self.auth[0]!r} was refused" if self.auth else "it needs credentials"
@@ -279,13 +356,16 @@ def push_layout(
     client: httpx.Client | None = None,
     chunk_size: int = CHUNK_SIZE,
     verify: bool = True,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> str:
     """Push the image in the OCI layout at ``layout_dir`` to ``reference``; returns the manifest
     digest the registry holds under its tag.
 
-    Blobs the registry already has are not uploaded again. Raises ``InvalidImageReference``,
+    Blobs the registry already has are not uploaded again; transient failures are tried again
+    as ``retry`` allows. Raises ``InvalidImageReference``,
     ``ImageLayoutError`` (a missing or corrupt blob, checked before anything is sent) and
-    ``ImagePushFailed`` with the registry's error code and message and the URL.
+    ``ImagePushFailed`` with the registry's error code and message and the URL
+    (``RegistryUnavailable`` once the tries are spent).
     """
     ref = parse_reference(reference)
     if ref.manifest_ref is None:
@@ -296,7 +376,8 @@ def push_layout(
         raise ImagePushFailed(
             f"{reference} pins {ref.digest} but the layout's image is {manifest.digest}"
         )
-    with RegistrySession(ref, auth=auth, insecure=insecure, client=client) as session:
+    session = RegistrySession(ref, auth=auth, insecure=insecure, client=client, retry=retry)
+    with session:
         session.check_api()
         uploaded = push_blobs(session, layout, manifest, chunk_size=chunk_size)
         push_manifest_tree(session, manifest, ref.manifest_ref)
@@ -332,6 +413,7 @@ def manifest_digest(
     *,
     insecure: bool = False,
     client: httpx.Client | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
 ) -> str | None:
     """The digest the registry holds for ``reference`` (its tag or digest), None when absent:
     a deploy skips building an image that is already pushed.
@@ -341,7 +423,10 @@ def manifest_digest(
     ref = parse_reference(reference)
     if ref.manifest_ref is None:
         raise InvalidImageReference(reference, "it has no tag or digest to look up")
-    with RegistrySession(ref, auth=auth, insecure=insecure, actions=PULL, client=client) as session:
+    session = RegistrySession(
+        ref, auth=auth, insecure=insecure, actions=PULL, client=client, retry=retry
+    )
+    with session:
         return session.manifest_digest(ref.manifest_ref)
 
 

@@ -18,10 +18,11 @@ import pytest
 from infra.errors import ImagePushFailed, NoContainerEngine
 from infra.images.archive import layout_from_docker_archive
 from infra.images.build import build_image_layout, ensure_image
-from infra.images.errors import ImageLayoutError
+from infra.images.errors import ImageLayoutError, RegistryUnavailable
 from infra.images.layout import MANIFEST_TYPES, blob_path, read_layout
 from infra.images.push import RegistrySession, manifest_digest, push_layout
 from infra.images.reference import image_reference, parse_reference
+from infra.images.retry import RetryPolicy
 from modelyard.settings import ImageSettings, Settings
 from serving.bento.containerize import Engine, detect_engine
 from tests.fakes.oci_registry import (
@@ -267,3 +268,81 @@ def test_ensure_image_logs_in_with_the_settings(tmp_path: Path) -> None:
         )
         image = ensure_image(settings, "penguins", 1, "penguins:abc", build=must_not_build)
         assert image.startswith(f"{host}/modelyard-penguins@sha256:")
+
+
+class FlakyNetwork(httpx.BaseTransport):
+    """The real registry behind a network that breaks once in each of four ways: a 503 before
+    the registry sees an upload's POST, a chunk lost to a timeout, a blob PUT whose answer is
+    lost after the blob landed, and a 502 for the manifest PUT."""
+
+    def __init__(self) -> None:
+        self.real = httpx.HTTPTransport()
+        self.broken: Counter[str] = Counter()
+        self.forwarded: list[httpx.Request] = []
+
+    def _once(self, fault: str) -> bool:
+        self.broken[fault] += 1
+        return self.broken[fault] == 1
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        method, path = request.method, request.url.path
+        if method == "POST" and self._once("post"):
+            return httpx.Response(503, headers={"Retry-After": "0"}, text="overloaded")
+        later_chunk = method == "PATCH" and not request.headers["Content-Range"].startswith("0-")
+        if later_chunk and self._once("patch"):
+            raise httpx.ReadTimeout("timed out sending a chunk", request=request)
+        if method == "PUT" and "/manifests/" in path and self._once("manifest"):
+            return httpx.Response(502, text="bad gateway")
+        self.forwarded.append(request)
+        response = self.real.handle_request(request)
+        blob_put = method == "PUT" and "digest" in request.url.params
+        if blob_put and response.status_code == 201 and self._once("lost"):
+            response.read()
+            response.close()
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return response
+
+    def close(self) -> None:
+        self.real.close()
+
+
+def test_a_flaky_network_is_ridden_out_and_every_byte_arrives(
+    registry: str, tmp_path: Path
+) -> None:
+    noise = random.Random(11).randbytes(150 * 1024)  # incompressible: goes up in chunks
+    image = write_oci_layout(tmp_path, {"a": b"small"}, extra_layer=noise)
+    chunk = 64 * 1024
+    network = FlakyNetwork()
+    no_wait = RetryPolicy(attempts=3, first_delay_s=0.0, max_delay_s=0.0)
+    reference = f"{registry}/modelyard-flaky:v1"
+    with httpx.Client(transport=network) as client:
+        digest = push_layout(tmp_path, reference, client=client, chunk_size=chunk, retry=no_wait)
+    assert digest == image.manifest_digest
+    assert all(network.broken[fault] >= 2 for fault in ("post", "patch", "manifest", "lost"))
+    # Each blob was finished exactly once: the one whose answer was lost was found by a HEAD.
+    finished = Counter(
+        r.url.params["digest"] for r in network.forwarded if "digest" in r.url.params
+    )
+    assert finished == Counter(dict.fromkeys(image.blobs, 1))
+    assert manifest_digest(reference) == image.manifest_digest
+    for blob_digest, data in image.blobs.items():
+        url = f"http://{registry}/v2/modelyard-flaky/blobs/{blob_digest}"
+        assert httpx.get(url, follow_redirects=True).content == data
+
+
+def test_push_attempts_come_from_the_settings(tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(f"{request.method} {request.url.path}")
+        return httpx.Response(503, text="down for maintenance")
+
+    images = ImageSettings(registry="reg.example", push_attempts=2)
+    settings = Settings(home=tmp_path / "home", images=images)
+    with (
+        httpx.Client(transport=httpx.MockTransport(down)) as client,
+        pytest.raises(RegistryUnavailable) as caught,
+    ):
+        ensure_image(settings, "penguins", 1, "penguins:abc", build=must_not_build, client=client)
+    assert calls == ["HEAD /v2/modelyard-penguins/manifests/v1"] * 2  # one wait of 0.5 s
+    assert "down for maintenance (gave up after 2 attempts)" in str(caught.value)

@@ -1,10 +1,12 @@
 """The distribution API client on the edges a local registry never shows: relative and foreign
 upload locations, a registry that stores another digest, a token expiring mid-upload, an
-unreachable host. The ordinary paths run against a real registry in test_image_push."""
+unreachable host, transient failures tried again. The ordinary paths run against a real registry
+in test_image_push."""
 
 from __future__ import annotations
 
 import hashlib
+import random
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,11 +14,15 @@ import httpx
 import pytest
 
 from infra.errors import ImagePushFailed
+from infra.images.errors import RegistryUnavailable
+from infra.images.layout import read_layout
 from infra.images.push import RegistrySession, manifest_digest, push_layout
 from infra.images.reference import parse_reference
+from infra.images.retry import RetryPolicy
 from tests.fakes.oci_registry import SampleImage, write_oci_layout
 
 Handler = Callable[[httpx.Request], httpx.Response]
+NO_WAIT = RetryPolicy(attempts=3, first_delay_s=0.0, max_delay_s=0.0)
 
 
 class ScriptedRegistry:
@@ -40,7 +46,8 @@ class ScriptedRegistry:
         if request.method == "GET" and path == "/v2/":
             return httpx.Response(200)
         if request.method == "HEAD":
-            return httpx.Response(404)
+            present = "/blobs/" in path and path.rsplit("/", 1)[-1] in self.stored
+            return httpx.Response(200 if present else 404)
         if request.method == "POST":
             return httpx.Response(202, headers={"Location": self.upload_location})
         if request.method == "PUT" and "digest" in request.url.params:
@@ -58,10 +65,11 @@ def push(
     registry: Handler,
     reference: str = "reg.io/p:v1",
     auth: tuple[str, str] | None = None,
+    retry: RetryPolicy = NO_WAIT,
 ) -> SampleImage:
     image = write_oci_layout(tmp_path / "layout")
     with httpx.Client(transport=httpx.MockTransport(registry)) as http:
-        push_layout(tmp_path / "layout", reference, client=http, auth=auth)
+        push_layout(tmp_path / "layout", reference, client=http, auth=auth, retry=retry)
     return image
 
 
@@ -182,9 +190,11 @@ def test_an_unreachable_registry_says_where_and_how(tmp_path: Path) -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("connection refused", request=request)
 
-    with pytest.raises(ImagePushFailed) as caught:
+    with pytest.raises(RegistryUnavailable) as caught:
         push(tmp_path, refuse)
     assert "GET https://reg.io/v2/" in str(caught.value)
+    assert "ConnectError: connection refused" in str(caught.value)
+    assert "gave up after 3 attempts" in str(caught.value)
     assert "MODELYARD_IMAGES__INSECURE" in str(caught.value)
 
 
@@ -198,3 +208,116 @@ def test_a_pinned_reference_must_match_the_layout(tmp_path: Path) -> None:
     write_oci_layout(tmp_path)
     with pytest.raises(ImagePushFailed, match="pins sha256:0000"):
         push_layout(tmp_path, "reg.io/p@sha256:" + "0" * 64)
+
+
+def calls_of(registry: ScriptedRegistry, method: str, part: str) -> list[str]:
+    return [url for m, url, _ in registry.calls if m == method and part in url]
+
+
+def test_a_busy_registry_is_waited_for_as_its_retry_after_asks(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    busy = {"left": 2}
+
+    def busy_twice(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "PUT" and "/manifests/" in request.url.path and busy["left"]:
+            busy["left"] -= 1
+            return httpx.Response(
+                429,
+                headers={"Retry-After": "3"},
+                json={"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]},
+            )
+        return None
+
+    registry.tweak = busy_twice
+    image = write_oci_layout(tmp_path / "layout")
+    manifest = read_layout(tmp_path / "layout").select("v1")
+    waits: list[float] = []
+    policy = RetryPolicy(attempts=4, first_delay_s=0.5, max_delay_s=10.0)
+    with httpx.Client(transport=httpx.MockTransport(registry)) as http:
+        session = RegistrySession(
+            parse_reference("reg.io/p:v1"), client=http, retry=policy, sleep=waits.append
+        )
+        assert session.put_manifest(manifest, "v1") == image.manifest_digest
+    assert waits == [3.0, 3.0]  # Retry-After beat the 0.5 s and 1 s back-off
+    assert len(calls_of(registry, "PUT", "/manifests/")) == 3
+
+
+def test_a_lost_answer_to_a_blob_put_does_not_upload_it_twice(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    lost = {"once": True}
+
+    def drop_the_answer(request: httpx.Request) -> httpx.Response:
+        answer = registry(request)
+        if request.method == "PUT" and "digest" in request.url.params and lost["once"]:
+            lost["once"] = False  # the blob landed; the connection broke before its answer
+            raise httpx.ReadError("connection reset by peer", request=request)
+        return answer
+
+    image = push(tmp_path, drop_the_answer)
+    assert registry.stored == image.blobs
+    assert len(calls_of(registry, "PUT", "digest=")) == len(image.blobs)
+    assert len(calls_of(registry, "POST", "uploads")) == len(image.blobs)
+
+
+def test_a_failed_chunk_starts_the_blob_over_in_a_fresh_session(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    sessions = iter(range(1, 100))
+    patches: list[tuple[str, str, int]] = []  # (session, Content-Range, status answered)
+
+    def fail_one_later_chunk(request: httpx.Request) -> httpx.Response | None:
+        if request.method == "POST":
+            location = f"/v2/p/blobs/uploads/s{next(sessions)}"
+            return httpx.Response(202, headers={"Location": location})
+        if request.method != "PATCH":
+            return None
+        session = request.url.path.rsplit("/", 1)[-1]
+        content_range = request.headers["Content-Range"]
+        fail = not content_range.startswith("0-") and not any(s == 502 for *_, s in patches)
+        patches.append((session, content_range, 502 if fail else 202))
+        if fail:
+            return httpx.Response(502, text="bad gateway")
+        return httpx.Response(202, headers={"Location": request.url.path})
+
+    registry.tweak = fail_one_later_chunk
+    image = write_oci_layout(tmp_path / "layout", extra_layer=random.Random(3).randbytes(100))
+    with httpx.Client(transport=httpx.MockTransport(registry)) as http:
+        push_layout(tmp_path / "layout", "reg.io/p:v1", client=http, retry=NO_WAIT, chunk_size=16)
+    failed = [(session, rng) for session, rng, status in patches if status == 502]
+    assert len(failed) == 1
+    failed_session = failed[0][0]
+    after = patches[patches.index((*failed[0], 502)) + 1 :]
+    # The broken session is abandoned; the blob goes up again from byte 0 in a new one.
+    assert all(session != failed_session for session, _, _ in after)
+    assert after[0][1].startswith("0-")
+    # Every blob was finished (this fake does not reassemble chunks: test_image_push does).
+    assert set(registry.stored) == set(image.blobs)
+
+
+def test_a_refusal_is_not_tried_again(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    registry.tweak = lambda request: (
+        httpx.Response(400, json={"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]})
+        if request.method == "PUT" and "/manifests/" in request.url.path
+        else None
+    )
+    with pytest.raises(ImagePushFailed) as caught:
+        push(tmp_path, registry)
+    assert not isinstance(caught.value, RegistryUnavailable)
+    assert "MANIFEST_INVALID: bad" in str(caught.value) and "gave up" not in str(caught.value)
+    assert len(calls_of(registry, "PUT", "/manifests/")) == 1
+
+
+def test_a_registry_down_for_every_try_gives_up_with_its_last_words(tmp_path: Path) -> None:
+    registry = ScriptedRegistry()
+    registry.tweak = lambda request: (
+        httpx.Response(503, json={"errors": [{"code": "UNAVAILABLE", "message": "maintenance"}]})
+        if request.url.path == "/v2/"
+        else None
+    )
+    with pytest.raises(RegistryUnavailable) as caught:
+        push(tmp_path, registry)
+    message = str(caught.value)
+    assert "answered HTTP 503: UNAVAILABLE: maintenance (gave up after 3 attempts)" in message
+    assert "MODELYARD_IMAGES__PUSH_ATTEMPTS" in message
+    assert len(calls_of(registry, "GET", "/v2/")) == 3
+    assert registry.stored == {}
