@@ -46,10 +46,6 @@ class RetryPolicy:
             return backoff
         return min(self.max_delay_s, max(backoff, retry_after_s))
 
-    def total_wait(self) -> float:
-        """The longest a call can spend waiting before it gives up (for messages)."""
-        return sum(self.delay(n) for n in range(1, self.attempts))
-
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """The seconds a ``Retry-After`` header asks for: delta-seconds or an HTTP date (RFC 9110
@@ -69,4 +65,3 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
 
 
 DEFAULT_RETRY = RetryPolicy()
-NO_RETRY = RetryPolicy(attempts=1)

@@ -60,6 +60,12 @@ class ScriptedRegistry:
         return httpx.Response(500)
 
 
+def registry_error(status: int, code: str, message: str, **headers: str) -> httpx.Response:
+    """An answer in the distribution API's error format."""
+    body = {"errors": [{"code": code, "message": message}]}
+    return httpx.Response(status, json=body, headers=headers)
+
+
 def push(
     tmp_path: Path,
     registry: Handler,
@@ -157,10 +163,7 @@ def test_an_expired_token_mid_upload_logs_in_again_and_resends_the_whole_body(
 def test_registry_errors_carry_code_url_and_a_hint(tmp_path: Path) -> None:
     registry = ScriptedRegistry()
     registry.tweak = lambda request: (
-        httpx.Response(
-            404,
-            json={"errors": [{"code": "NAME_UNKNOWN", "message": "repository name not known"}]},
-        )
+        registry_error(404, "NAME_UNKNOWN", "repository name not known")
         if request.method == "POST"
         else None
     )
@@ -221,11 +224,7 @@ def test_a_busy_registry_is_waited_for_as_its_retry_after_asks(tmp_path: Path) -
     def busy_twice(request: httpx.Request) -> httpx.Response | None:
         if request.method == "PUT" and "/manifests/" in request.url.path and busy["left"]:
             busy["left"] -= 1
-            return httpx.Response(
-                429,
-                headers={"Retry-After": "3"},
-                json={"errors": [{"code": "TOOMANYREQUESTS", "message": "slow down"}]},
-            )
+            return registry_error(429, "TOOMANYREQUESTS", "slow down", **{"Retry-After": "3"})
         return None
 
     registry.tweak = busy_twice
@@ -296,7 +295,7 @@ def test_a_failed_chunk_starts_the_blob_over_in_a_fresh_session(tmp_path: Path) 
 def test_a_refusal_is_not_tried_again(tmp_path: Path) -> None:
     registry = ScriptedRegistry()
     registry.tweak = lambda request: (
-        httpx.Response(400, json={"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]})
+        registry_error(400, "MANIFEST_INVALID", "bad")
         if request.method == "PUT" and "/manifests/" in request.url.path
         else None
     )
@@ -310,9 +309,7 @@ def test_a_refusal_is_not_tried_again(tmp_path: Path) -> None:
 def test_a_registry_down_for_every_try_gives_up_with_its_last_words(tmp_path: Path) -> None:
     registry = ScriptedRegistry()
     registry.tweak = lambda request: (
-        httpx.Response(503, json={"errors": [{"code": "UNAVAILABLE", "message": "maintenance"}]})
-        if request.url.path == "/v2/"
-        else None
+        registry_error(503, "UNAVAILABLE", "maintenance") if request.url.path == "/v2/" else None
     )
     with pytest.raises(RegistryUnavailable) as caught:
         push(tmp_path, registry)
@@ -321,3 +318,24 @@ def test_a_registry_down_for_every_try_gives_up_with_its_last_words(tmp_path: Pa
     assert "MODELYARD_IMAGES__PUSH_ATTEMPTS" in message
     assert len(calls_of(registry, "GET", "/v2/")) == 3
     assert registry.stored == {}
+
+
+def test_one_attempt_never_waits() -> None:
+    calls: list[str] = []
+
+    def down(request: httpx.Request) -> httpx.Response:
+        calls.append(request.method)
+        return registry_error(503, "UNAVAILABLE", "maintenance")
+
+    waits: list[float] = []
+    with httpx.Client(transport=httpx.MockTransport(down)) as http:
+        session = RegistrySession(
+            parse_reference("reg.io/p:v1"),
+            client=http,
+            retry=RetryPolicy(attempts=1),
+            sleep=waits.append,
+        )
+        with pytest.raises(RegistryUnavailable) as caught:
+            session.check_api()
+    assert calls == ["GET"] and waits == []
+    assert "gave up" not in str(caught.value)

@@ -12,7 +12,6 @@ from infra.images.retry import TRANSIENT_STATUSES, RetryPolicy, parse_retry_afte
 def test_waits_double_from_the_first_delay_up_to_the_cap() -> None:
     policy = RetryPolicy(attempts=7, first_delay_s=0.5, max_delay_s=5.0)
     assert [policy.delay(n) for n in range(1, 7)] == [0.5, 1.0, 2.0, 4.0, 5.0, 5.0]
-    assert policy.total_wait() == 17.5
 
 
 def test_retry_after_lengthens_a_wait_but_never_past_the_cap() -> None:
@@ -20,10 +19,6 @@ def test_retry_after_lengthens_a_wait_but_never_past_the_cap() -> None:
     assert policy.delay(1, retry_after_s=3.0) == 3.0
     assert policy.delay(3, retry_after_s=0.0) == 4.0  # a shorter ask does not shorten the back-off
     assert policy.delay(1, retry_after_s=3600.0) == 10.0
-
-
-def test_one_attempt_never_waits() -> None:
-    assert RetryPolicy(attempts=1).total_wait() == 0
 
 
 @pytest.mark.parametrize(
